@@ -1,0 +1,189 @@
+"""Serving: /predict latency and throughput under gunicorn against the bare in-process classifier.
+
+Why: the service wraps ``KNNClassifier.predict`` (encode + index query + vote) in HTTP, Flask,
+validation and JSON. This measures what that wrapping costs and what batching buys, in one run:
+
+- bare: ``KNNClassifier.from_artifacts(...).predict`` in this process, with the same params
+  (knn, index.ef_search, model.precision/max_seq_length) and the same torch thread count as one
+  gunicorn worker;
+- served: ``gunicorn --config gunicorn.conf.py app.wsgi:app`` (the project's config; workers and
+  torch threads pinned to the values that config would choose, so bare and served match),
+  started and stopped here, bound to 127.0.0.1 only.
+
+Texts are "typical" test documents (closest to the median length). Sequential single-text latency
+(bare vs HTTP, interleaved rounds, best p50 of each) gives the overhead; a bounded thread-pool
+client (http.client, keep-alive) gives requests/s for single texts and for batches of 32.
+
+Targets: p50 overhead of HTTP + Flask (+ JSON shaping) <= 15% of the bare time for a typical
+document; batches of 32 >= 2x the single-request throughput per document.
+
+    .venv/bin/python bench/serve_bench.py [--quick] [--requests 200] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import benchlib
+from newsknn.errors import exit_on_user_error
+import serving
+
+NAME = "serve"
+
+
+def typical_texts(prepared: Path, count: int) -> tuple[list[str], int]:
+    """The ``count`` non-empty test documents whose length is closest to the median; median."""
+    from newsknn.data import read_jsonl
+
+    docs = [d.text for d in read_jsonl(prepared / "test.jsonl") if not d.is_empty]
+    median = int(statistics.median(len(t) for t in docs))
+    return sorted(docs, key=lambda t: abs(len(t) - median))[:count], median
+
+
+@exit_on_user_error
+def main() -> None:
+    started = time.perf_counter()
+    parser = benchlib.parser(__doc__)
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--model", default="models/finetuned")
+    parser.add_argument("--index", default="models/index/finetuned")
+    parser.add_argument("--labels", default=None, help="default <prepared>/labels.json")
+    parser.add_argument("--conf", default=None, help="gunicorn config (default gunicorn.conf.py)")
+    parser.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="default CPUs / workers")
+    parser.add_argument("--docs", type=int, default=None, help="typical texts (64; quick 8)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=None,
+                        help="single-text requests under load (200; quick 16)")
+    parser.add_argument("--batch-requests", type=int, default=None,
+                        help="batch requests under load (24; quick 4)")
+    parser.add_argument("--concurrency", type=int, default=None, help="client threads (2 x workers)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="seconds per load phase (180; quick 30)")
+    parser.add_argument("--startup-timeout", type=float, default=180)
+    args = parser.parse_args()
+    quick = args.quick
+    n_docs = args.docs or (8 if quick else 64)
+    n_requests = args.requests or (16 if quick else 200)
+    n_batches = args.batch_requests or (4 if quick else 24)
+    time_limit = args.time_limit or (30 if quick else 180)
+    workers = args.workers or min(2, benchlib.cpus())
+    torch_threads = args.torch_threads or max(1, benchlib.cpus() // workers)
+    concurrency = args.concurrency or 2 * workers
+    labels = args.labels or str(Path(args.prepared, "labels.json"))
+
+    from newsknn.params import load_params, section
+
+    params = load_params(args.params)
+    knn, index, model = section(params, "knn"), section(params, "index"), section(params, "model")
+    texts, median = typical_texts(Path(args.prepared), n_docs)
+    batches = [[texts[(i * args.batch + j) % len(texts)] for j in range(args.batch)]
+               for i in range(max(n_batches, 1))]
+
+    server = serving.Server(args.conf or serving.default_conf(), env={
+        "NEWSKNN_WORKERS": str(workers), "NEWSKNN_TORCH_THREADS": str(torch_threads),
+        "NEWSKNN_PARAMS": args.params, "NEWSKNN_MODEL_DIR": args.model,
+        "NEWSKNN_INDEX_DIR": args.index, "NEWSKNN_LABELS": labels,
+        "NEWSKNN_LOG_LEVEL": "warning"}, extra_args=["--access-logfile", "/dev/null"])
+    server.start()  # loads in its workers while this process loads the bare classifier
+    try:
+        import torch
+        from newsknn.classifier import KNNClassifier
+
+        benchlib.limit_threads(torch_threads)
+        bare = KNNClassifier.from_artifacts(
+            args.model, args.index, labels, k=int(knn["k"]),
+            weighting=knn.get("weighting", "similarity"), ef_search=int(index["ef_search"]),
+            precision=model.get("precision", "auto"), max_seq_length=int(model["max_seq_length"]))
+        ready_s = server.wait_ready(args.startup_timeout)
+        port = server.port
+
+        # warm-up: every worker and the bare model see single texts and a batch
+        bare.predict(texts[:2])
+        bare.predict(batches[0])
+        serving.load(port, [{"text": t} for t in texts[:2 * workers]] +
+                     [{"texts": batches[0]}] * workers, workers, time_limit)
+
+        def bare_single() -> dict:
+            latencies = []
+            for text in texts:
+                begun = time.perf_counter()
+                bare.predict([text])
+                latencies.append(time.perf_counter() - begun)
+            return serving.summary(latencies)
+
+        def http_single() -> dict:
+            result = serving.load(port, [{"text": t} for t in texts], 1, time_limit)
+            return {**serving.summary(result["latencies"]), "errors": len(result["errors"])}
+
+        def bare_batch() -> dict:
+            latencies = []
+            for batch in batches[:max(2, n_batches // 4)]:
+                begun = time.perf_counter()
+                bare.predict(batch)
+                latencies.append(time.perf_counter() - begun)
+            return serving.summary(latencies)
+
+        def http_batch() -> dict:
+            result = serving.load(port, [{"texts": b} for b in batches[:max(2, n_batches // 4)]],
+                                  1, time_limit)
+            return {**serving.summary(result["latencies"]), "errors": len(result["errors"])}
+
+        sequential = benchlib.interleaved({"bare_single": bare_single, "http_single": http_single,
+                                           "bare_batch": bare_batch, "http_batch": http_batch},
+                                          args.rounds)
+        best = {name: benchlib.best(runs, "p50_ms", highest=False)
+                for name, runs in sequential.items()}
+
+        under_load = {}
+        for name, bodies, per in (
+                ("single", [{"text": texts[i % len(texts)]} for i in range(n_requests)], 1),
+                ("batch", [{"texts": b} for b in batches[:n_batches]], args.batch)):
+            result = serving.load(port, bodies, concurrency, time_limit)
+            under_load[name] = {**serving.summary(result["latencies"], result["wall"], per),
+                                "errors": len(result["errors"]), "timed_out": result["timed_out"],
+                                "concurrency": concurrency,
+                                "first_errors": result["errors"][:3]}
+    except BaseException:
+        print("gunicorn log (tail):\n" + server.log_text()[-2000:])
+        raise
+    finally:
+        server.stop()
+        server.remove_log()
+
+    overhead = 100.0 * (best["http_single"]["p50_ms"] / best["bare_single"]["p50_ms"] - 1)
+    batch_overhead = 100.0 * (best["http_batch"]["p50_ms"] / best["bare_batch"]["p50_ms"] - 1)
+    batch_gain = under_load["batch"]["docs_per_second"] / under_load["single"]["docs_per_second"]
+    print(f"\nserve: {len(texts)} typical test docs (median {median} chars), batches of "
+          f"{args.batch}; gunicorn {workers} worker(s) x {torch_threads} torch thread(s), ready in "
+          f"{ready_s:.1f} s; bare classifier on {torch.get_num_threads()} torch thread(s); "
+          f"{args.rounds} interleaved rounds, best p50 of each")
+    print(benchlib.table([{"path": name, **facts} for name, facts in best.items()],
+                         ["path", "requests", "p50_ms", "p95_ms"]))
+    print(f"\nunder load ({concurrency} client threads, 127.0.0.1):")
+    print(benchlib.table([{"request": name, **facts} for name, facts in under_load.items()],
+                         ["request", "requests", "errors", "p50_ms", "p95_ms", "rps",
+                          "docs_per_second"]))
+    checks = [benchlib.ratio_line("serve p50 overhead HTTP+Flask over bare, single text",
+                                  overhead, 15.0, at_least=False, unit="%"),
+              benchlib.ratio_line(f"serve p50 overhead HTTP+Flask over bare, batch of {args.batch}",
+                                  batch_overhead, unit="%"),
+              benchlib.ratio_line(f"serve docs/s batches of {args.batch} / single requests",
+                                  batch_gain, 2.0)]
+    benchlib.print_ratios([text for text, _ in checks])
+    if any(facts.get("errors") for facts in [*best.values(), *under_load.values()]):
+        print("warning: some requests failed; see the JSON (first_errors)")
+    benchlib.write_result(NAME, args, {
+        "docs": len(texts), "median_chars": median, "workers": workers,
+        "torch_threads": torch_threads, "ready_seconds": round(ready_s, 1),
+        "sequential_best": best, "sequential_runs": sequential, "under_load": under_load,
+        "overhead_percent": round(overhead, 2), "batch_overhead_percent": round(batch_overhead, 2),
+        "batch_docs_per_second_gain": round(batch_gain, 3),
+    }, [facts for _, facts in checks], started)
+
+
+if __name__ == "__main__":
+    main()
