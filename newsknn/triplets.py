@@ -13,6 +13,12 @@ The generation strategy is what the fine-tuning gains or loses by, so it is a pa
   uniform share (``confused_mix``), and the negative document is drawn at random inside that group.
   It pushes apart the groups that are actually confused without trusting any single neighbour.
 
+The positive is a same-group document drawn at random (``positive: random``), or one of the
+anchor's ``easy_k`` nearest same-group neighbours under the pretrained model (``positive: easy``,
+after Xuan et al., "Improved Embeddings with Easy Positive Triplet Mining", 2020): pulling every
+post of a group towards every other one collapses a group's subtopics, while easy positives keep
+the local neighbourhoods that a kNN vote reads.
+
 Every usable document (non-empty after stripping, in a group of at least two) is an anchor
 ``per_anchor`` times, unless ``max_anchors`` caps the number of anchors. All draws come from one
 seeded generator, so the same inputs and params give the same triplets.
@@ -30,6 +36,7 @@ from newsknn.data import Document
 from newsknn.errors import UserError
 
 STRATEGIES = ("random", "hard", "semi_hard", "confused")
+POSITIVES = ("random", "easy")
 MINED = ("hard", "semi_hard")
 DISTANCES = ("cosine", "euclidean")
 
@@ -72,15 +79,19 @@ class NewsgroupTripletDataset:
                  per_anchor: int = 1, max_anchors: int | None = None, seed: int = 42,
                  embeddings: np.ndarray | None = None, hard_k: int = 10, hard_skip: int = 0,
                  margin: float = 0.3, distance: str = "cosine",
-                 confusion: np.ndarray | None = None, confused_mix: float = 0.0) -> None:
+                 confusion: np.ndarray | None = None, confused_mix: float = 0.0,
+                 positive: str = "random", easy_k: int = 5) -> None:
         if strategy not in STRATEGIES:
             raise UserError(f"triplets.strategy must be one of {', '.join(STRATEGIES)}; "
                             f"got {strategy!r}")
         if distance not in DISTANCES:
             raise UserError(f"finetune.distance must be one of {', '.join(DISTANCES)}; "
                             f"got {distance!r}")
-        if strategy in MINED and (embeddings is None or len(embeddings) != len(documents)):
-            raise UserError(f"triplets.strategy {strategy} needs one pretrained embedding per "
+        if positive not in POSITIVES:
+            raise UserError(f"triplets.positive must be one of {', '.join(POSITIVES)}; "
+                            f"got {positive!r}")
+        if (strategy in MINED or positive == "easy") and (embeddings is None or len(embeddings) != len(documents)):
+            raise UserError(f"triplets {strategy}/{positive} needs one pretrained embedding per "
                             "document (run `dvc repro embed@pretrained`)")
         if strategy == "confused" and confusion is None:
             raise UserError("triplets.strategy confused needs the pretrained confusion matrix")
@@ -89,6 +100,7 @@ class NewsgroupTripletDataset:
         self.hard_k, self.hard_skip = hard_k, hard_skip
         self.margin, self.distance = margin, distance
         self.confused_mix = confused_mix
+        self.positive, self.easy_k = positive, easy_k
         self.rng = np.random.default_rng(seed)
 
         self.skipped_empty = sum(doc.is_empty for doc in documents)
@@ -113,7 +125,10 @@ class NewsgroupTripletDataset:
         if max_anchors is not None and max_anchors < len(anchors):
             anchors = anchors[:max_anchors]
         anchors = np.repeat(anchors, self.per_anchor)
-        positives = np.array([self._positive(a) for a in anchors], dtype=np.int64)
+        if self.positive == "easy":
+            positives = self._easy_positives(anchors)
+        else:
+            positives = np.array([self._positive(a) for a in anchors], dtype=np.int64)
         if self.strategy == "random":
             return [Triplet(a, p, self._random_negative(a), False)
                     for a, p in zip(anchors, positives)]
@@ -126,6 +141,20 @@ class NewsgroupTripletDataset:
         same = self.members[self.labels[anchor]]
         pick = int(same[self.rng.integers(len(same) - 1)])
         return pick if pick != anchor else int(same[-1])
+
+    def _easy_positives(self, anchors: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """For each anchor, one of its ``easy_k`` most similar same-label documents."""
+        positives = np.empty(len(anchors), dtype=np.int64)
+        for start in range(0, len(anchors), chunk):
+            block = anchors[start:start + chunk]
+            sims = self.embeddings[block] @ self.embeddings.T
+            sims[self.labels[block][:, None] != self.labels[None, :]] = -np.inf
+            sims[np.arange(len(block)), block] = -np.inf
+            for row, anchor in enumerate(block):
+                depth = min(self.easy_k, len(self.members[self.labels[anchor]]) - 1)
+                top = np.argpartition(-sims[row], depth - 1)[:depth]
+                positives[start + row] = int(np.sort(top)[self.rng.integers(depth)])
+        return positives
 
     def _random_negative(self, anchor: int) -> int:
         while True:
@@ -203,6 +232,7 @@ class NewsgroupTripletDataset:
                         for t in self.triplets)
         stats = {
             "strategy": self.strategy,
+            "positive": self.positive,
             "triplets": len(self.triplets),
             "anchors": len({t.anchor for t in self.triplets}),
             "usable_documents": len(self.documents),

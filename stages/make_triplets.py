@@ -61,6 +61,8 @@ def main() -> None:
         confused_mix=require_number(config.get("confused_mix"), "triplets.confused_mix",
                                     low=0, high=1),
         margin=margin, distance=finetune.get("distance"),
+        positive=config.get("positive", "random"),
+        easy_k=require_number(config.get("easy_k", 5), "triplets.easy_k", low=1, integer=True),
     )
     train = read_jsonl(Path(args.prepared, "train.jsonl"))
     dev = read_jsonl(Path(args.prepared, "dev.jsonl"))

@@ -132,3 +132,19 @@ def test_bad_params():
         NewsgroupTripletDataset(docs, strategy="hard")
     with pytest.raises(UserError, match="finetune.distance"):
         NewsgroupTripletDataset(docs, distance="manhattan")
+
+
+def test_easy_positives_are_near_neighbours():
+    dataset = build("random", positive="easy", easy_k=2)
+    emb, docs = dataset.embeddings, dataset.documents
+    for t in dataset.triplets:
+        assert t.positive != t.anchor and docs[t.positive].label == docs[t.anchor].label
+        same = [i for i in range(len(docs)) if docs[i].label == docs[t.anchor].label
+                and i != t.anchor]
+        nearest = sorted(same, key=lambda i: -float(emb[t.anchor] @ emb[i]))[:2]
+        assert t.positive in nearest
+    random_pos = build("random")
+    assert np.mean([emb[t.anchor] @ emb[t.positive] for t in dataset.triplets]) > \
+        np.mean([emb[t.anchor] @ emb[t.positive] for t in random_pos.triplets])
+    with pytest.raises(UserError, match="triplets.positive must be one of"):
+        build("random", positive="hardest")
