@@ -60,7 +60,9 @@ def test_metrics(mini_repo):
     finetune = json.loads((mini_repo / "metrics/finetune.json").read_text())
     assert finetune["train_triplets"] == 64 and finetune["steps"] == 8
     triplets = json.loads((mini_repo / "metrics/triplets.json").read_text())
-    assert triplets["strategy"] == "confused" and triplets["triplets"] == 64
+    config = yaml.safe_load((mini_repo / "params.yaml").read_text())["triplets"]
+    assert triplets["strategy"] == config["strategy"] and triplets["triplets"] == 64
+    assert triplets["positive"] == config["positive"]
     for plot in ("confusion_finetuned.csv", "per_class_f1.csv", "confusion.png"):
         assert (mini_repo / "metrics/plots" / plot).stat().st_size > 0
     assert (mini_repo / "metrics/finetune_live/plots/metrics/loss.tsv").is_file()
@@ -136,11 +138,14 @@ def test_short_finetune_raises_train_triplet_accuracy(mini_repo):
 
 
 def test_exp_run_switches_strategy(mini_repo):
+    default = yaml.safe_load((mini_repo / "params.yaml").read_text())["triplets"]["strategy"]
+    assert default != "random"
     run(["dvc", "exp", "run", "--temp", "-n", "random-mini", "-S", "triplets.strategy=random"],
         cwd=mini_repo, timeout=900)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], cwd=mini_repo).stdout)
     text = json.dumps(shown)
     assert "random-mini" in text
+    assert '"strategy": "random"' in text  # the experiment ran with the switched param
     # the workspace itself is untouched by a --temp experiment
     triplets = json.loads((mini_repo / "metrics/triplets.json").read_text())
-    assert triplets["strategy"] == "confused"
+    assert triplets["strategy"] == default
