@@ -43,6 +43,16 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_serving_args(parser: argparse.ArgumentParser) -> None:
+    """The artifact and gunicorn options of the benchmarks that start the service."""
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--model", default="models/finetuned")
+    parser.add_argument("--index", default="models/index/finetuned")
+    parser.add_argument("--labels", default=None, help="default <prepared>/labels.json")
+    parser.add_argument("--conf", default=None, help="gunicorn config (default gunicorn.conf.py)")
+    parser.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
+
+
 def limit_threads(threads: int | None) -> None:
     """Cap the BLAS/OpenMP pools and, if torch is imported, its intra-op threads (None: defaults).
 

@@ -96,12 +96,7 @@ def measure(mode: str, extra_args: list[str], args, env: dict, bodies: list[dict
 def main() -> None:
     started = time.perf_counter()
     parser = benchlib.parser(__doc__)
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--model", default="models/finetuned")
-    parser.add_argument("--index", default="models/index/finetuned")
-    parser.add_argument("--labels", default=None, help="default <prepared>/labels.json")
-    parser.add_argument("--conf", default=None, help="gunicorn config (default gunicorn.conf.py)")
-    parser.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
+    benchlib.add_serving_args(parser)
     parser.add_argument("--warm", type=int, default=None,
                         help="/predict answers per worker before measuring (3; quick 1)")
     parser.add_argument("--warm-timeout", type=float, default=None,

@@ -46,12 +46,7 @@ def typical_texts(prepared: Path, count: int) -> tuple[list[str], int]:
 def main() -> None:
     started = time.perf_counter()
     parser = benchlib.parser(__doc__)
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--model", default="models/finetuned")
-    parser.add_argument("--index", default="models/index/finetuned")
-    parser.add_argument("--labels", default=None, help="default <prepared>/labels.json")
-    parser.add_argument("--conf", default=None, help="gunicorn config (default gunicorn.conf.py)")
-    parser.add_argument("--workers", type=int, default=None, help="default min(2, CPUs)")
+    benchlib.add_serving_args(parser)
     parser.add_argument("--torch-threads", type=int, default=None, help="default CPUs / workers")
     parser.add_argument("--docs", type=int, default=None, help="typical texts (64; quick 8)")
     parser.add_argument("--batch", type=int, default=32)
