@@ -18,7 +18,7 @@ from pathlib import Path
 
 from newsknn.errors import UserError
 from newsknn.index import load_index
-from newsknn.models import model_fingerprint
+from newsknn.classifier import require_index_built_by, require_model_dir
 
 from app.config import Settings
 
@@ -74,9 +74,7 @@ def check_artifacts(settings: Settings) -> dict:
 
     Returns a short summary (for the master's start-up log line).
     """
-    model_dir = Path(settings.model_dir)
-    if not (model_dir / "modules.json").is_file():
-        raise UserError(f"model not found: {model_dir} {FIX}")
+    model_dir = require_model_dir(settings.model_dir)
     labels = read_labels(settings.labels_path)
     index = load_index(settings.index_dir, settings.ef_search)
     if len(index) and int(index.labels.max()) >= len(labels):
@@ -87,9 +85,6 @@ def check_artifacts(settings: Settings) -> dict:
     if dimension is not None and dimension != index.dimension:
         raise UserError(f"index at {settings.index_dir} holds {index.dimension}-dimensional vectors "
                         f"but the model at {model_dir} makes {dimension}; rebuild with `dvc repro`")
-    built_by = index.meta.get("model_sha256")
-    if built_by and built_by != model_fingerprint(model_dir):
-        raise UserError(f"index at {settings.index_dir} was built by another model than "
-                        f"{model_dir}; rebuild with `dvc repro`")
+    require_index_built_by(index, settings.index_dir, model_dir)
     return {"model": str(model_dir), "index": str(settings.index_dir), "count": len(index),
             "dimension": index.dimension, "labels": len(labels)}

@@ -40,6 +40,23 @@ class Prediction:
                                "similarity": round(n.similarity, 6)} for n in self.neighbors]}
 
 
+def require_model_dir(model_dir: str | Path) -> Path:
+    """The model folder, or a UserError naming it and the command that makes it."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "modules.json").is_file():
+        raise UserError(f"model not found: {model_dir} (run `dvc repro` or `dvc pull`)")
+    return model_dir
+
+
+def require_index_built_by(index: NeighbourIndex, index_dir: str | Path,
+                           model_dir: str | Path) -> None:
+    """Refuse an index whose recorded model fingerprint is not that of ``model_dir``'s weights."""
+    built_by = index.meta.get("model_sha256")
+    if built_by and built_by != model_fingerprint(model_dir):
+        raise UserError(f"index at {index_dir} was built by another model than {model_dir}; "
+                        "rebuild with `dvc repro`")
+
+
 class KNNClassifier:
     """Gives a text the label its ``k`` nearest indexed training documents vote for.
 
@@ -63,9 +80,7 @@ class KNNClassifier:
         """Load model, index and label names, refusing an index the model did not build."""
         from newsknn.models import load_model, use_bf16
 
-        model_dir, labels_path = Path(model_dir), Path(labels_path)
-        if not (model_dir / "modules.json").is_file():
-            raise UserError(f"model not found: {model_dir} (run `dvc repro` or `dvc pull`)")
+        model_dir, labels_path = require_model_dir(model_dir), Path(labels_path)
         if not labels_path.is_file():
             raise UserError(f"labels not found: {labels_path} (run `dvc repro` or `dvc pull`)")
         index = load_index(index_dir, ef_search)
@@ -74,10 +89,7 @@ class KNNClassifier:
         if dimension != index.dimension:
             raise UserError(f"index at {index_dir} holds {index.dimension}-dimensional vectors but "
                             f"the model at {model_dir} makes {dimension}; rebuild with `dvc repro`")
-        built_by = index.meta.get("model_sha256")
-        if built_by and built_by != model_fingerprint(model_dir):
-            raise UserError(f"index at {index_dir} was built by another model than {model_dir}; "
-                            "rebuild with `dvc repro`")
+        require_index_built_by(index, index_dir, model_dir)
         labels = json.loads(labels_path.read_text())
         return cls(index, labels, k=k, weighting=weighting, model=model,
                    bf16=use_bf16(precision))
