@@ -38,7 +38,8 @@ class Settings:
     precision: str = "auto"          # model.precision
     max_seq_length: int = 256        # model.max_seq_length: the model's window, in tokens
     max_top_k: int = 50              # requests may ask for top_k in 1..max_top_k
-    max_batch: int = 64              # at most this many texts per request (one forward pass)
+    max_batch: int = 64              # at most this many texts per request
+    encode_batch: int = 4            # texts per forward pass inside a request (length-sorted)
     max_text_chars: int = 100_000    # longer texts are cut here before tokenizing (never refused)
     max_body_bytes: int = 1 << 20    # larger request bodies get a 413
     torch_threads: int | None = None  # intra-op threads per worker (None: torch's default)
@@ -92,6 +93,7 @@ def load_settings(env: Mapping[str, str] | None = None,
                                          low=8, integer=True),
         "max_top_k": _env_int(env, "NEWSKNN_MAX_TOP_K", 50),
         "max_batch": _env_int(env, "NEWSKNN_MAX_BATCH", 64),
+        "encode_batch": _env_int(env, "NEWSKNN_ENCODE_BATCH", 4),
         "max_text_chars": _env_int(env, "NEWSKNN_MAX_TEXT_CHARS", 100_000),
         "max_body_bytes": _env_int(env, "NEWSKNN_MAX_BODY_BYTES", 1 << 20, low=1024),
         "torch_threads": _env_int(env, "NEWSKNN_TORCH_THREADS", None),

@@ -33,8 +33,12 @@ def load_classifier(settings: Settings):
     """Load model, index and labels through ``KNNClassifier.from_artifacts`` (imports torch).
 
     Also caps torch's intra-op threads (``NEWSKNN_TORCH_THREADS``; gunicorn.conf.py sets it to
-    cores / workers) so several workers do not oversubscribe the CPU, and lets one request's batch
-    go through the model in a single forward pass.
+    cores / workers) so several workers do not oversubscribe the CPU, and sets how many texts of a
+    request go through the model together (``NEWSKNN_ENCODE_BATCH``). sentence-transformers sorts
+    a request's texts by length before cutting them into forward passes, so small passes carry
+    little padding; on CPU one post already keeps a core busy, and large passes are slower per
+    text (measured on one torch thread, typical test posts: 4 per pass about 25 ms a text, 32 per
+    pass about 40 ms; bench/serve_bench.py).
     """
     if settings.torch_threads:
         import torch
@@ -46,7 +50,7 @@ def load_classifier(settings: Settings):
         settings.model_dir, settings.index_dir, settings.labels_path, k=settings.k,
         weighting=settings.weighting, ef_search=settings.ef_search,
         precision=settings.precision, max_seq_length=settings.max_seq_length)
-    classifier.batch_size = max(classifier.batch_size, settings.max_batch)
+    classifier.batch_size = settings.encode_batch
     return classifier
 
 
@@ -109,6 +113,7 @@ class PredictionService:
             "knn": {"k": settings.k, "weighting": settings.weighting,
                     "ef_search": settings.ef_search, "max_top_k": settings.max_top_k},
             "limits": {"max_batch": settings.max_batch,
+                       "encode_batch": settings.encode_batch,
                        "max_text_chars": settings.max_text_chars,
                        "max_body_bytes": settings.max_body_bytes},
         }

@@ -21,7 +21,7 @@ from conftest import ROOT, tool_env
 from newsknn.classifier import Neighbour, Prediction
 from newsknn.data import read_jsonl
 from newsknn.errors import UserError
-from serving import children, maps_torch, request, run_until_exit, start_server
+from serving import children, maps_torch, run_until_exit, start_server
 
 from app import create_app
 from app.artifacts import check_artifacts, declared_dimension
@@ -216,16 +216,20 @@ def test_settings_from_params_and_environment(tmp_path):
     assert settings.k == params["knn"]["k"]
     assert settings.ef_search == params["index"]["ef_search"]
     assert settings.max_seq_length == params["model"]["max_seq_length"]
-    assert (settings.max_batch, settings.max_top_k, settings.max_text_chars,
-            settings.max_body_bytes) == (64, 50, 100_000, 1 << 20)
+    assert (settings.max_batch, settings.encode_batch, settings.max_top_k,
+            settings.max_text_chars, settings.max_body_bytes) == (64, 4, 50, 100_000, 1 << 20)
     assert settings.model_dir == "models/finetuned"
     assert settings.index_dir == "models/index/finetuned"
     assert settings.labels_path == "data/prepared/labels.json"
     custom = load_settings(env={"NEWSKNN_PARAMS": str(ROOT / "params.yaml"),
                                 "NEWSKNN_MODEL_DIR": "/m", "NEWSKNN_INDEX_DIR": "/i",
-                                "NEWSKNN_LABELS": "/l.json", "NEWSKNN_MAX_BATCH": "8"})
-    assert (custom.model_dir, custom.index_dir, custom.labels_path, custom.max_batch) == \
-        ("/m", "/i", "/l.json", 8)
+                                "NEWSKNN_LABELS": "/l.json", "NEWSKNN_MAX_BATCH": "8",
+                                "NEWSKNN_ENCODE_BATCH": "2"})
+    assert (custom.model_dir, custom.index_dir, custom.labels_path, custom.max_batch,
+            custom.encode_batch) == ("/m", "/i", "/l.json", 8, 2)
+    with pytest.raises(UserError, match="NEWSKNN_ENCODE_BATCH must be >= 1"):
+        load_settings(env={"NEWSKNN_PARAMS": str(ROOT / "params.yaml"),
+                           "NEWSKNN_ENCODE_BATCH": "0"})
     with pytest.raises(UserError, match="NEWSKNN_MAX_BATCH must be a whole number"):
         load_settings(env={"NEWSKNN_PARAMS": str(ROOT / "params.yaml"),
                            "NEWSKNN_MAX_BATCH": "lots"})
@@ -312,15 +316,19 @@ def server(mini_repo, served_params, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def in_process(mini_repo, served_params):
-    """The classifier the evaluate stage would use, loaded in this process with the same params."""
+    """The classifier the evaluate stage would use, loaded in this process with the same params,
+    cutting batches into forward passes like the server (bf16 results depend a little on padding).
+    """
     from newsknn.classifier import KNNClassifier
 
     params = yaml.safe_load(served_params.read_text())
-    return KNNClassifier.from_artifacts(
+    classifier = KNNClassifier.from_artifacts(
         mini_repo / "models/finetuned", mini_repo / "models/index/finetuned",
         mini_repo / "data/prepared/labels.json", k=params["knn"]["k"],
         weighting=params["knn"]["weighting"], ef_search=params["index"]["ef_search"],
         precision=params["model"]["precision"], max_seq_length=params["model"]["max_seq_length"])
+    classifier.batch_size = load_settings(env={"NEWSKNN_PARAMS": str(served_params)}).encode_batch
+    return classifier
 
 
 @pytest.fixture(scope="module")
@@ -343,6 +351,7 @@ def test_routes_over_http(server, mini_repo, served_params):
     assert info["model"]["sha256"] == meta["model_sha256"][:12]
     assert info["model"]["max_seq_length"] == SERVED_SEQ_LENGTH
     assert info["knn"]["k"] == yaml.safe_load(served_params.read_text())["knn"]["k"]
+    assert info["limits"]["encode_batch"] == Settings.encode_batch
 
     labels = json.loads((mini_repo / "data/prepared/labels.json").read_text())
     reply = server.get("/labels")
