@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import itertools
-import json
 import time
 from pathlib import Path
 
@@ -27,13 +25,6 @@ import benchlib
 from newsknn.errors import exit_on_user_error
 
 NAME = "train"
-
-
-def read_records(path: Path, limit: int) -> list[dict]:
-    """The first ``limit`` triplet records (the file can be large; only these are parsed)."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in itertools.islice(
-            (line for line in handle if line.strip()), limit)]
 
 
 @exit_on_user_error
@@ -53,6 +44,7 @@ def main() -> None:
     from newsknn.models import load_model, use_bf16
     from newsknn.params import load_params, section
     from newsknn.training import FinetuneConfig, finetune
+    from newsknn.triplets import read_records
 
     benchlib.limit_threads(args.threads)
     params = load_params(args.params)

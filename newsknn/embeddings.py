@@ -58,6 +58,24 @@ def load_split(path: str | Path) -> EmbeddedSplit:
         return EmbeddedSplit(data["embeddings"], data["doc_ids"], data["labels"])
 
 
+def load_usable(embeddings_dir: str | Path, prepared_dir: str | Path, split: str) -> EmbeddedSplit:
+    """A split's embeddings without the documents that are empty after stripping.
+
+    Why one function: the index and the evaluation must leave out exactly the same rows (an empty
+    post's embedding says nothing about its group). The rows are checked to be the prepared
+    documents in order, so embeddings from another ``prepare`` run are refused, not mislabelled.
+    """
+    from newsknn.data import read_jsonl
+
+    path = Path(embeddings_dir, f"{split}.npz")
+    rows = load_split(path)
+    docs = read_jsonl(Path(prepared_dir, f"{split}.jsonl"))
+    if list(rows.doc_ids) != [doc.doc_id for doc in docs]:
+        raise UserError(f"{path} does not match {Path(prepared_dir, split + '.jsonl')} "
+                        "(run `dvc repro`)")
+    return rows.subset(np.array([not doc.is_empty for doc in docs], dtype=bool))
+
+
 def checksum(embeddings: np.ndarray) -> str:
     """sha256 of the float32 bytes: lets an index prove which embeddings it was built from."""
     return hashlib.sha256(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes()).hexdigest()

@@ -26,9 +26,12 @@ seeded generator, so the same inputs and params give the same triplets.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -253,3 +256,26 @@ class NewsgroupTripletDataset:
             stats["mean_similarity_anchor_negative"] = float(
                 np.einsum("ij,ij->i", self.embeddings[a], self.embeddings[n]).mean())
         return stats
+
+
+def write_records(path: str | Path, records: Iterable[dict]) -> None:
+    """Write triplet records (:meth:`NewsgroupTripletDataset.records`) one JSON object per line.
+
+    Keys are sorted, so the same triplets give the same bytes and DVC sees an unchanged output.
+    """
+    with open(path, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def read_records(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Read triplet records written by :func:`write_records` (only the first ``limit`` if given).
+
+    A missing file is a :class:`UserError` that names the stage making it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"triplets not found: {path} (run `dvc repro make_triplets`)")
+    with open(path, encoding="utf-8") as handle:
+        lines = (line for line in handle if line.strip())
+        return [json.loads(line) for line in itertools.islice(lines, limit)]

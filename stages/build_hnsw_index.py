@@ -2,8 +2,9 @@
 
 It indexes the whole official training set, the train and dev splits together: dev serves model
 selection (evaluate scores it with exact search over the train split alone), and the final
-classifier then uses every labelled post. Documents empty after stripping are left out. Writes models/index/<which>/ (index.bin, items.npz,
-meta.json with model, dimension, count, params and the embeddings' checksum).
+classifier then uses every labelled post. Documents empty after stripping are left out. Writes
+models/index/<which>/ (index.bin, items.npz, meta.json with model, dimension, count, params and
+the embeddings' checksum).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from newsknn.data import read_jsonl, replace_dir_atomically
-from newsknn.embeddings import concatenate, load_split, read_meta
-from newsknn.errors import UserError, exit_on_user_error
+from newsknn.embeddings import concatenate, load_usable, read_meta
+from newsknn.errors import exit_on_user_error
 from newsknn.index import IndexParams, build_hnsw, save_index
 from newsknn.params import load_params, require_number, section
 
@@ -41,15 +40,9 @@ def main() -> None:
     )
     folder = Path(args.embeddings, args.which)
     meta = read_meta(folder)
-    parts, n_docs = [], 0
-    for split in ("train", "dev"):
-        embedded = load_split(folder / f"{split}.npz")
-        docs = read_jsonl(Path(args.prepared, f"{split}.jsonl"))
-        if list(embedded.doc_ids) != [doc.doc_id for doc in docs]:
-            raise UserError(f"{folder}/{split}.npz does not match data/prepared/{split}.jsonl "
-                            "(run `dvc repro`)")
-        parts.append(embedded.subset(np.array([not doc.is_empty for doc in docs], dtype=bool)))
-        n_docs += len(docs)
+    parts = [load_usable(folder, args.prepared, split) for split in ("train", "dev")]
+    n_docs = sum(len(read_jsonl(Path(args.prepared, f"{split}.jsonl")))
+                 for split in ("train", "dev"))
     usable = concatenate(parts)
     started = time.perf_counter()
     index = build_hnsw(usable.embeddings, usable.doc_ids, usable.labels, params, {

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from newsknn.classifier import KNNClassifier
-from newsknn.data import read_jsonl, read_labels
-from newsknn.embeddings import EmbeddedSplit, checksum, concatenate, load_split
+from newsknn.data import read_labels
+from newsknn.embeddings import EmbeddedSplit, checksum, concatenate, load_split, load_usable
 from newsknn.errors import UserError, exit_on_user_error
 from newsknn.evaluation import (classification_scores, confusion, queries_per_second,
                                 recall_with_ties)
@@ -27,13 +27,6 @@ from newsknn.plots import save_confusion_png
 
 MODELS = ("finetuned", "pretrained")
 RECALL_K = 10
-
-
-def usable_rows(embeddings: Path, prepared: Path, split: str) -> EmbeddedSplit:
-    """A split's embeddings without the documents that are empty after stripping."""
-    rows = load_split(embeddings / f"{split}.npz")
-    docs = read_jsonl(prepared / f"{split}.jsonl")
-    return rows.subset(np.array([not doc.is_empty for doc in docs], dtype=bool))
 
 
 def scores_for(classifier: KNNClassifier, queries: EmbeddedSplit, labels: list[str], k: int
@@ -56,13 +49,13 @@ def evaluate_model(which: str, args, labels: list[str], k: int, weighting: str,
     """
     folder, prepared = Path(args.embeddings, which), Path(args.prepared)
     index = load_index(Path(args.index, which), ef_search)
-    indexed = concatenate([usable_rows(folder, prepared, "train"),
-                           usable_rows(folder, prepared, "dev")])
+    indexed = concatenate([load_usable(folder, prepared, "train"),
+                           load_usable(folder, prepared, "dev")])
     if list(indexed.doc_ids) != list(index.doc_ids):
         raise UserError(f"index {which} does not match its embeddings (run `dvc repro`)")
     if index.meta.get("embeddings_sha256") != checksum(indexed.embeddings):
         raise UserError(f"index {which} was built from other embeddings (run `dvc repro`)")
-    train = usable_rows(folder, prepared, "train")
+    train = load_usable(folder, prepared, "train")
     dev_classifier = KNNClassifier(build_exact(train.embeddings, train.doc_ids, train.labels),
                                    labels, k=k, weighting=weighting)
     classifier = KNNClassifier(index, labels, k=k, weighting=weighting)

@@ -13,17 +13,11 @@ import time
 from pathlib import Path
 
 from newsknn.data import replace_dir_atomically
-from newsknn.errors import UserError, exit_on_user_error
+from newsknn.errors import exit_on_user_error
 from newsknn.models import load_model, use_bf16
 from newsknn.params import load_params, require_number, section
 from newsknn.training import FinetuneConfig, finetune, triplet_accuracy
-
-
-def read_records(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"triplets not found: {path} (run `dvc repro make_triplets`)")
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+from newsknn.triplets import read_records
 
 
 @exit_on_user_error

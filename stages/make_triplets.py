@@ -17,7 +17,8 @@ from newsknn.embeddings import load_split
 from newsknn.errors import UserError, exit_on_user_error
 from newsknn.knn import exact_search, vote
 from newsknn.params import load_params, require_number, section
-from newsknn.triplets import NewsgroupTripletDataset, confusion_from_neighbours
+from newsknn.triplets import (NewsgroupTripletDataset, confusion_from_neighbours,
+                              write_records)
 
 
 def aligned_embeddings(docs, path: Path) -> np.ndarray:
@@ -26,12 +27,6 @@ def aligned_embeddings(docs, path: Path) -> np.ndarray:
     if list(split.doc_ids) != [doc.doc_id for doc in docs]:
         raise UserError(f"{path} does not match the prepared documents (run `dvc repro`)")
     return split.embeddings
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 @exit_on_user_error
@@ -87,8 +82,8 @@ def main() -> None:
                                       seed=options["seed"], distance=options["distance"])
 
     def fill(folder: Path) -> None:
-        write_jsonl(folder / "train.jsonl", dataset.records())
-        write_jsonl(folder / "dev.jsonl", dev_set.records())
+        write_records(folder / "train.jsonl", dataset.records())
+        write_records(folder / "dev.jsonl", dev_set.records())
 
     replace_dir_atomically(Path(args.out), fill)
     stats = dataset.stats()

@@ -9,7 +9,8 @@ import pytest
 
 from newsknn.data import Document
 from newsknn.errors import UserError
-from newsknn.triplets import NewsgroupTripletDataset, confusion_from_neighbours
+from newsknn.triplets import (NewsgroupTripletDataset, confusion_from_neighbours, read_records,
+                              write_records)
 
 GROUPS = ["comp.a", "comp.b", "rec.c", "sci.d", "talk.e"]
 
@@ -148,3 +149,18 @@ def test_easy_positives_are_near_neighbours():
         np.mean([emb[t.anchor] @ emb[t.positive] for t in random_pos.triplets])
     with pytest.raises(UserError, match="triplets.positive must be one of"):
         build("random", positive="hardest")
+
+
+def test_records_round_trip_byte_identically(tmp_path):
+    records = build("hard").records()
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_records(first, records)
+    write_records(second, read_records(first))
+    assert read_records(first) == records
+    assert first.read_bytes() == second.read_bytes()
+    assert read_records(first, limit=3) == records[:3]
+
+
+def test_missing_records_name_the_stage(tmp_path):
+    with pytest.raises(UserError, match="dvc repro make_triplets"):
+        read_records(tmp_path / "nope.jsonl")
