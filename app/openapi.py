@@ -51,7 +51,7 @@ def build_openapi(settings: Settings) -> dict:
                       **{code: client_errors[code] for code in ("400", "500", "503")}},
     }
     predict_post = {
-        "summary": "Classify one text, or a batch of texts in one forward pass",
+        "summary": "Classify one text, or a batch of texts",
         "operationId": "predictPost",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "oneOf": [{"$ref": "#/components/schemas/PredictOne"},

@@ -90,7 +90,7 @@ class PredictionService:
         return list(self.classifier.label_names) if self.classifier is not None else []
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict]:
-        """Predictions for ``texts`` (one forward pass), each as the JSON-ready dict.
+        """Predictions for ``texts`` (one model call, under the lock), each as the JSON-ready dict.
 
         ``top_k`` sets both the neighbours in the vote and the neighbours reported; by default the
         classifier's ``knn.k`` is used for both, as in the evaluate stage.
