@@ -1,10 +1,11 @@
 """The WSGI entry point for gunicorn: ``gunicorn --config gunicorn.conf.py app.wsgi:app``.
 
-gunicorn imports this module in each worker after forking (``preload_app`` stays off), so every
-worker loads its own model and torch never runs in the master. Unusable artifacts are normally
-caught earlier by the master's check (gunicorn.conf.py); should a worker still fail to load them,
-it prints the one-line reason and exits with gunicorn's "app failed to load" code, on which the
-master shuts down instead of respawning workers in a loop.
+gunicorn imports this module in each worker after forking (``preload_app`` is off unless
+``NEWSKNN_PRELOAD=1``), so every worker loads its own model and torch never runs in the master.
+Unusable artifacts are normally caught earlier by the master's check (gunicorn.conf.py); should a
+worker still fail to load them, it prints the one-line reason and exits with gunicorn's "app
+failed to load" code, on which the master shuts down instead of respawning workers in a loop.
+Preloaded, the master imports this module itself, and the same line and exit end start-up.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Memory: resident memory of the gunicorn service per worker, without and with ``preload_app``.
 
-Why: gunicorn.conf.py keeps ``preload_app = False`` so each worker loads its own model after the
-fork, because PyTorch's intra-op thread pool can deadlock in a child forked after the parent used
-it (pytorch#49555, gunicorn#2478). Preloading would let the workers share the model's pages
-copy-on-write. This measures what the safe choice costs: the project's config as is, then the same
-with gunicorn's ``--preload`` flag, each warmed with a few /predict requests per worker, then RSS
+Why: gunicorn.conf.py keeps ``preload_app`` off by default so each worker loads its own model after
+the fork, because PyTorch's intra-op thread pool can deadlock in a child forked after the parent
+used it (pytorch#49555, gunicorn#2478). Preloading (``NEWSKNN_PRELOAD=1``) lets the workers share
+the model's pages copy-on-write. This measures what the default costs: the project's config as
+is, then the same with ``NEWSKNN_PRELOAD=1``, each warmed with a few /predict requests per worker, then RSS
 (/proc/<pid>/status) of the master and each worker, summed. RSS counts shared pages in every
 process, so PSS (shared pages split between their users, /proc/<pid>/smaps_rollup) is reported
 too: it is the sum that adds up. A preload server that does not become ready, or whose workers do
@@ -51,11 +51,11 @@ def warm(server: serving.Server, bodies: list[dict], workers: int, per_worker: i
                                                    for e in errors), "first_errors": errors[:3]}
 
 
-def measure(mode: str, extra_args: list[str], args, env: dict, bodies: list[dict]) -> dict:
+def measure(mode: str, mode_env: dict[str, str], args, env: dict, bodies: list[dict]) -> dict:
     """Start the server in one mode, warm it, read its memory, stop it."""
-    facts: dict = {"mode": mode, "gunicorn_args": extra_args}
-    server = serving.Server(args.conf or serving.default_conf(), env=env, extra_args=[
-        "--access-logformat", PID_LOG_FORMAT, *extra_args])
+    facts: dict = {"mode": mode, "env": mode_env}
+    server = serving.Server(args.conf or serving.default_conf(), env={**env, **mode_env},
+                            extra_args=["--access-logformat", PID_LOG_FORMAT])
     server.start()
     try:
         try:
@@ -115,8 +115,9 @@ def main() -> None:
            "NEWSKNN_MODEL_DIR": args.model, "NEWSKNN_INDEX_DIR": args.index,
            "NEWSKNN_LABELS": args.labels or str(Path(args.prepared, "labels.json")),
            "NEWSKNN_LOG_LEVEL": "warning"}
-    results = [measure("no-preload (project config)", [], args, env, bodies),
-               measure("preload (--preload)", ["--preload"], args, env, bodies)]
+    results = [measure("no-preload (default)", {"NEWSKNN_PRELOAD": "0"}, args, env, bodies),
+               measure("preload (NEWSKNN_PRELOAD=1)", {"NEWSKNN_PRELOAD": "1"}, args, env,
+                       bodies)]
 
     print(f"\nmemory: {args.workers} worker(s), each warmed with >= {args.warm} /predict "
           "answers; MB (RSS counts shared pages in every process; PSS splits them)")
