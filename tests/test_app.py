@@ -523,7 +523,8 @@ def test_health_answers_during_a_long_batch(server, sample_texts):
 
 
 def test_master_never_imports_torch(server):
-    """By default (no NEWSKNN_PRELOAD) the model lives in the worker, the master has no libtorch mapped."""
+    """By default (no NEWSKNN_PRELOAD) the model lives in the worker; the master has no libtorch
+    mapped."""
     workers = children(server.process.pid)
     assert len(workers) == 1
     assert not maps_torch(server.process.pid)
