@@ -69,6 +69,25 @@ def triplet_accuracy(model, records: Sequence[dict], name: str = "dev", bf16: bo
     return float(metrics[f"{name}_cosine_accuracy"])
 
 
+def stable_dvclive_callback(live):
+    """transformers' ``DVCLiveCallback`` logging the training arguments without ``output_dir``.
+
+    Why: the trainer writes nothing worth keeping (``save_strategy="no"``), so its output folder is
+    a fresh temporary path; logged, it would make the committed params.yaml of every run differ.
+    """
+    from transformers.integrations import DVCLiveCallback
+
+    class StableDVCLiveCallback(DVCLiveCallback):
+        def setup(self, args, state, model):
+            self._initialized = True
+            if state.is_world_process_zero:
+                params = args.to_dict()
+                params.pop("output_dir", None)
+                self.live.log_params(params)
+
+    return StableDVCLiveCallback(live=live)
+
+
 def finetune(model, train_records: Sequence[dict], config: FinetuneConfig,
              live_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Train ``model`` in place with ``TripletLoss`` on ``train_records``; return trainer stats."""
@@ -91,10 +110,9 @@ def finetune(model, train_records: Sequence[dict], config: FinetuneConfig,
     callbacks = []
     if live_dir is not None:
         from dvclive import Live
-        from transformers.integrations import DVCLiveCallback
 
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=False)
-        callbacks.append(DVCLiveCallback(live=live))
+        callbacks.append(stable_dvclive_callback(live))
     with tempfile.TemporaryDirectory(prefix="newsknn-trainer-") as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch,

@@ -66,6 +66,10 @@ def test_metrics(mini_repo):
     for plot in ("confusion_finetuned.csv", "per_class_f1.csv", "confusion.png"):
         assert (mini_repo / "metrics/plots" / plot).stat().st_size > 0
     assert (mini_repo / "metrics/finetune_live/plots/metrics/loss.tsv").is_file()
+    logged = yaml.safe_load((mini_repo / "metrics/finetune_live/params.yaml").read_text())
+    finetune_params = yaml.safe_load((mini_repo / "params.yaml").read_text())["finetune"]
+    assert float(logged["learning_rate"]) == float(finetune_params["learning_rate"])
+    assert "output_dir" not in logged  # a temporary path: it would differ on every run
 
 
 def stage(repo: Path, script: str, params: dict, *extra: str, check: bool = False):
