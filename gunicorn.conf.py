@@ -38,14 +38,16 @@ import time
 
 
 def _env_int(name: str, default: int) -> int:
-    """A positive integer from the environment; a bad value stops start-up with one line."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        print(f"error: {name} must be a positive whole number; got {raw!r}", file=sys.stderr)
+    """A positive integer from the environment (app.config's rule); a bad value stops start-up
+    with one line."""
+    from app.config import env_int
+    from newsknn.errors import UserError
+
+    try:
+        return env_int(os.environ, name, default)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    return int(raw)
 
 
 def _cpus() -> int:

@@ -48,8 +48,8 @@ class Settings:
         return asdict(self)
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int | None, low: int = 1
-             ) -> int | None:
+def env_int(env: Mapping[str, str], name: str, default: int | None, low: int = 1
+            ) -> int | None:
     """An integer environment variable, or ``default`` when it is unset or empty."""
     raw = env.get(name, "").strip()
     if not raw:
@@ -91,12 +91,12 @@ def load_settings(env: Mapping[str, str] | None = None,
                                     PRECISIONS),
         "max_seq_length": require_number(model.get("max_seq_length"), "model.max_seq_length",
                                          low=8, integer=True),
-        "max_top_k": _env_int(env, "NEWSKNN_MAX_TOP_K", 50),
-        "max_batch": _env_int(env, "NEWSKNN_MAX_BATCH", 64),
-        "encode_batch": _env_int(env, "NEWSKNN_ENCODE_BATCH", 4),
-        "max_text_chars": _env_int(env, "NEWSKNN_MAX_TEXT_CHARS", 100_000),
-        "max_body_bytes": _env_int(env, "NEWSKNN_MAX_BODY_BYTES", 1 << 20, low=1024),
-        "torch_threads": _env_int(env, "NEWSKNN_TORCH_THREADS", None),
+        "max_top_k": env_int(env, "NEWSKNN_MAX_TOP_K", 50),
+        "max_batch": env_int(env, "NEWSKNN_MAX_BATCH", 64),
+        "encode_batch": env_int(env, "NEWSKNN_ENCODE_BATCH", 4),
+        "max_text_chars": env_int(env, "NEWSKNN_MAX_TEXT_CHARS", 100_000),
+        "max_body_bytes": env_int(env, "NEWSKNN_MAX_BODY_BYTES", 1 << 20, low=1024),
+        "torch_threads": env_int(env, "NEWSKNN_TORCH_THREADS", None),
     }
     values.update(overrides)
     settings = Settings(**values)

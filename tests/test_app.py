@@ -569,6 +569,8 @@ STARTUP_FAILURES = [
      "labels not found: data/prepared/none.json"),
     ("bad-setting", {"NEWSKNN_MAX_BATCH": "many"}, "NEWSKNN_MAX_BATCH must be a whole number"),
     ("bad-preload-switch", {"NEWSKNN_PRELOAD": "maybe"}, "NEWSKNN_PRELOAD must be 1 or 0"),
+    ("bad-workers", {"NEWSKNN_WORKERS": "two"}, "NEWSKNN_WORKERS must be a whole number"),
+    ("no-threads", {"NEWSKNN_THREADS": "0"}, "NEWSKNN_THREADS must be >= 1; got 0"),
     ("preloaded-missing-model", {"NEWSKNN_PRELOAD": "1", "NEWSKNN_MODEL_DIR": "models/nothing-here"},
      "model not found: models/nothing-here"),
 ]
