@@ -16,27 +16,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from newsknn.data import read_labels
 from newsknn.errors import UserError
 from newsknn.index import load_index
 from newsknn.classifier import require_index_built_by, require_model_dir
 
 from app.config import Settings
-
-FIX = "(run `dvc repro` or `dvc pull`)"
-
-
-def read_labels(path: str | Path) -> list[str]:
-    """The label names, index = label id; a missing or malformed file is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"labels not found: {path} {FIX}")
-    try:
-        labels = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"labels file {path} is unreadable ({exc}) {FIX}") from None
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise UserError(f"labels file {path} must hold a non-empty JSON list of names {FIX}")
-    return labels
 
 
 def declared_dimension(model_dir: str | Path) -> int | None:

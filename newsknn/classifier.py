@@ -5,13 +5,13 @@ One class for the ``evaluate`` stage and the web app, so a served prediction is 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from newsknn.data import read_labels
 from newsknn.errors import UserError
 from newsknn.index import NeighbourIndex, load_index
 from newsknn.knn import vote
@@ -80,9 +80,7 @@ class KNNClassifier:
         """Load model, index and label names, refusing an index the model did not build."""
         from newsknn.models import load_model, use_bf16
 
-        model_dir, labels_path = require_model_dir(model_dir), Path(labels_path)
-        if not labels_path.is_file():
-            raise UserError(f"labels not found: {labels_path} (run `dvc repro` or `dvc pull`)")
+        model_dir, labels = require_model_dir(model_dir), read_labels(labels_path)
         index = load_index(index_dir, ef_search)
         model = load_model(str(model_dir), max_seq_length or index.meta.get("max_seq_length"))
         dimension = model.get_embedding_dimension()
@@ -90,7 +88,6 @@ class KNNClassifier:
             raise UserError(f"index at {index_dir} holds {index.dimension}-dimensional vectors but "
                             f"the model at {model_dir} makes {dimension}; rebuild with `dvc repro`")
         require_index_built_by(index, index_dir, model_dir)
-        labels = json.loads(labels_path.read_text())
         return cls(index, labels, k=k, weighting=weighting, model=model,
                    bf16=use_bf16(precision))
 

@@ -200,11 +200,22 @@ def usable(documents: Iterable[Document]) -> list[Document]:
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """Read the label names (index = label id) written by the prepare stage."""
+    """Read the label names (index = label id) written by the prepare stage.
+
+    Used by the stages, the classifier loader and the server's start-up check alike, so a missing
+    or malformed file is the same one-line UserError everywhere.
+    """
+    fix = "(run `dvc repro` or `dvc pull`)"
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"label file not found: {path} (run `dvc repro prepare`)")
-    return json.loads(path.read_text())
+        raise UserError(f"labels not found: {path} {fix}")
+    try:
+        labels = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"labels file {path} is unreadable ({exc}) {fix}") from None
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"labels file {path} must hold a non-empty JSON list of names {fix}")
+    return labels
 
 
 def replace_dir_atomically(target: Path, fill) -> None:

@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from newsknn.data import read_jsonl, replace_dir_atomically
+from newsknn.data import replace_dir_atomically
 from newsknn.embeddings import concatenate, load_usable, read_meta
 from newsknn.errors import exit_on_user_error
 from newsknn.index import IndexParams, build_hnsw, save_index
@@ -41,8 +41,7 @@ def main() -> None:
     folder = Path(args.embeddings, args.which)
     meta = read_meta(folder)
     parts = [load_usable(folder, args.prepared, split) for split in ("train", "dev")]
-    n_docs = sum(len(read_jsonl(Path(args.prepared, f"{split}.jsonl")))
-                 for split in ("train", "dev"))
+    n_docs = sum(meta["counts"][split] for split in ("train", "dev"))  # rows the embed stage wrote
     usable = concatenate(parts)
     started = time.perf_counter()
     index = build_hnsw(usable.embeddings, usable.doc_ids, usable.labels, params, {

@@ -49,13 +49,12 @@ def evaluate_model(which: str, args, labels: list[str], k: int, weighting: str,
     """
     folder, prepared = Path(args.embeddings, which), Path(args.prepared)
     index = load_index(Path(args.index, which), ef_search)
-    indexed = concatenate([load_usable(folder, prepared, "train"),
-                           load_usable(folder, prepared, "dev")])
+    train = load_usable(folder, prepared, "train")
+    indexed = concatenate([train, load_usable(folder, prepared, "dev")])
     if list(indexed.doc_ids) != list(index.doc_ids):
         raise UserError(f"index {which} does not match its embeddings (run `dvc repro`)")
     if index.meta.get("embeddings_sha256") != checksum(indexed.embeddings):
         raise UserError(f"index {which} was built from other embeddings (run `dvc repro`)")
-    train = load_usable(folder, prepared, "train")
     dev_classifier = KNNClassifier(build_exact(train.embeddings, train.doc_ids, train.labels),
                                    labels, k=k, weighting=weighting)
     classifier = KNNClassifier(index, labels, k=k, weighting=weighting)
